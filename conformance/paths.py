@@ -1,0 +1,34 @@
+"""Where installed data lives and where the run writes (one place for both)."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+
+def guest_images_dir() -> Path:
+    """The guest recipe and init script (top-level ``guest-images/`` in the repo)."""
+    return Path(str(resources.files("conformance.guest_images")))
+
+
+def fixtures_dir() -> Path:
+    """Shipped device profiles and machine definitions (top-level ``fixtures/``)."""
+    return Path(str(resources.files("conformance.fixtures")))
+
+
+def probe_dir() -> Path:
+    """The stdlib-only in-guest probe package, pushed into each guest."""
+    return Path(str(resources.files("conformance.probe")))
+
+
+def cache_dir() -> Path:
+    """Content-addressed cache for guest images and accelerator probes.
+
+    ``VIRTIO_CONFORMANCE_CACHE`` overrides; otherwise the XDG cache dir.
+    """
+    env = os.environ.get("VIRTIO_CONFORMANCE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "virtio-conformance"
