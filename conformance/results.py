@@ -181,19 +181,20 @@ def rollup(outcomes: list[CheckOutcome], levels: dict[str, str]) -> list[ClauseR
                 groups.setdefault((clause, o.device, o.transport), []).append((o, v, None))
     records = []
     for (clause, device, transport), entries in sorted(groups.items()):
-        verdict = worst(v for _, v, _ in entries)
+        verdict = worst(entry[1] for entry in entries)
         evidence: dict[str, Any] = {"judgments": [], "messages": []}
         checks: list[str] = []
         artifacts: list[str] = []
-        for o, v, j in entries:
+        for o, entry_verdict, judgment in entries:
             if o.nodeid not in checks:
                 checks.append(o.nodeid)
-            if j is not None:
-                evidence["judgments"].append({"check": o.nodeid, **j.to_json()})
+            if judgment is not None:
+                evidence["judgments"].append({"check": o.nodeid, **judgment.to_json()})
             elif o.message:
-                evidence["messages"].append({"check": o.nodeid, "verdict": v.value,
+                evidence["messages"].append({"check": o.nodeid,
+                                             "verdict": entry_verdict.value,
                                              "message": o.message})
-            if v in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR):
+            if entry_verdict in (Verdict.FAIL, Verdict.WARN, Verdict.ERROR):
                 if o.reproducer:
                     evidence.setdefault("reproducers", [])
                     if o.reproducer not in evidence["reproducers"]:
