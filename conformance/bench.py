@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .engine import log
+from .errors import HarnessError
 from .machine.accel import choose_accelerator
 from .machine.guest import Guest, GuestConfig
 from .machine.qemu import find_qemu
@@ -31,6 +32,7 @@ def run_bench(runs: int = 5, variants: list[str] | None = None) -> list[dict]:
     rows = []
     for name in variants or ALL_VARIANTS:
         times: dict[str, list[float]] = {"ready": [], "ssh": []}
+        failures = 0
         for n in range(runs):
             workdir = Path(tempfile.mkdtemp(prefix=f"vc-bench-{name}-"))
             config = GuestConfig(variant=name, profiles=[], kernel=image.kernel,
@@ -43,14 +45,19 @@ def run_bench(runs: int = 5, variants: list[str] | None = None) -> list[dict]:
                     times["ssh"].append(time.monotonic() - launched)
                     times["ready"].append(guest.stage_times["ready"]
                                           - guest.stage_times["backends"])
+                log(f"{name} boot {n + 1}/{runs}: ready {times['ready'][-1]:.2f}s, "
+                    f"ssh {times['ssh'][-1]:.2f}s")
+            except HarnessError as e:
+                # A failed boot is a result too (and evidence of flakiness): count it.
+                failures += 1
+                log(f"{name} boot {n + 1}/{runs} FAILED: {str(e).splitlines()[0]}")
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
-            log(f"{name} boot {n + 1}/{runs}: ready {times['ready'][-1]:.2f}s, "
-                f"ssh {times['ssh'][-1]:.2f}s")
         for stage in ("ready", "ssh"):
-            values = times[stage]
+            values = times[stage] or [float("nan")]
             rows.append({"machine": VARIANTS[name].machine, "variant": name, "stage": stage,
-                         "runs": len(values), "min": round(min(values), 3),
+                         "runs": len(times[stage]), "min": round(min(values), 3),
                          "median": round(statistics.median(values), 3),
-                         "max": round(max(values), 3), "accelerator": accel.accelerator})
+                         "max": round(max(values), 3), "failed_boots": failures,
+                         "accelerator": accel.accelerator})
     return rows

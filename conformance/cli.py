@@ -42,7 +42,9 @@ def cmd_run(args) -> int:
     from .machine.processes import install_signal_handlers
 
     install_signal_handlers()
-    pytest_args = ["--vc", "-p", "no:cacheprovider", "-q", "-rN",
+    # Our own progress lines and summary say what happened; pytest's tracebacks would
+    # only repeat it (every message is in the reports and artifacts).
+    pytest_args = ["--vc", "-p", "no:cacheprovider", "-q", "-rN", "--tb=no", "--no-header",
                    "--rootdir", str(_checks_rootdir()), "-c", str(_empty_ini()),
                    "--pyargs", "conformance.checks"]
     for p in args.profile:

@@ -13,7 +13,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,10 @@ from .profiles import Profile, resolve_profile, shipped_profiles
 from .transports import ALL_VARIANTS, variant
 
 SPEC_REVISION = "virtio-v1.4-cs01"
-MAX_BOOTS_PER_VARIANT = 3  # the first boot, and two more after a crash or a failed boot
+# Bounded boots: a shared guest gets two tries before the variant falls back to one guest
+# per device; each such guest gets two tries of its own.
+MAX_BOOTS_SHARED = 2
+MAX_BOOTS_ISOLATED = 2
 
 
 def log(message: str) -> None:
@@ -75,11 +77,12 @@ class Engine:
         self.image: GuestImage | None = None
         self.accel: AcceleratorChoice | None = None
         self.qemu = ""
-        self._key: paramiko.PKey | None = None
+        self._ssh_key: paramiko.PKey | None = None
         self._pubkey = ""
-        self._guests: dict[str, Guest] = {}
-        self._boots: dict[str, int] = {}
-        self._boot_errors: dict[str, HarnessError] = {}
+        self._guests: dict[tuple[str, str], Guest] = {}
+        self._boots: dict[tuple[str, str], int] = {}
+        self._boot_errors: dict[tuple[str, str], HarnessError] = {}
+        self._isolated: set[str] = set()
         self.guest_records: list[dict] = []
         self.replayed_from: str | None = None
         self.infra_errors: list[str] = []
@@ -106,13 +109,13 @@ class Engine:
     def prepare(self) -> None:
         from .images.builder import build_image
 
-        self.output.mkdir(parents=True, exist_ok=True)
         self.qemu = find_qemu()
+        self.output.mkdir(parents=True, exist_ok=True)
         self.image = build_image(progress=log)
         self.accel = choose_accelerator(self.qemu, self.image.kernel, self.image.initrd,
                                         self.image.digest, progress=log)
         log(f"accelerator: {self.accel.accelerator} ({self.accel.reason})")
-        self._key, self._pubkey = new_keypair()
+        self._ssh_key, self._pubkey = new_keypair()
 
     def environment(self) -> dict:
         env = {
@@ -144,37 +147,70 @@ class Engine:
         return env
 
     # ---- the guest pool
+    # A guest is keyed by (variant, group): group "*" is the shared guest holding every
+    # device of the variant.  If the shared guest cannot boot or dies (a device that
+    # crashes QEMU, a backend that will not start), the variant switches to one guest per
+    # device, so one bad device cannot take the others' results with it.
+    SHARED = "*"
+
+    def _key(self, target: Target) -> tuple[str, str]:
+        if target.transport in self._isolated:
+            return (target.transport, target.profile.name)
+        return (target.transport, self.SHARED)
+
     def guest_for(self, target: Target) -> tuple[Guest, DeviceUnderTest]:
         """The booted guest holding ``target``'s device (booting it on first use)."""
-        name = target.transport
-        guest = self._guests.get(name)
+        key = self._key(target)
+        guest = self._guests.get(key)
         if guest is not None and not guest.alive():
             reason = guest._abort_reason()
-            log(f"{name} guest died ({reason}); it will be booted again")
-            self.infra_errors.append(f"{name} guest died: {reason}")
-            self.close_guest(name)
-            guest = None
+            label = "shared" if key[1] == self.SHARED else key[1]
+            log(f"{key[0]} guest ({label}) died: {reason}")
+            self.infra_errors.append(f"{key[0]} guest ({label}) died: {reason}")
+            self._close_key(key)
+            if key[1] == self.SHARED:
+                self._isolate(key[0])
+                key = self._key(target)
+            guest = self._guests.get(key)
         if guest is None:
-            if self._boots.get(name, 0) >= MAX_BOOTS_PER_VARIANT:
-                error = self._boot_errors.get(name)
-                raise MachineError(f"{name}: no more boots after {MAX_BOOTS_PER_VARIANT} "
-                                   f"attempts; last error: {error}")
-            guest = self._boot(name)
+            guest = self._boot_or_isolate(key, target)
         return guest, guest.device(target.profile.name)
 
-    def _boot(self, name: str) -> Guest:
+    def _isolate(self, variant_name: str) -> None:
+        if variant_name not in self._isolated:
+            log(f"{variant_name}: from now on each device gets its own guest")
+            self._isolated.add(variant_name)
+
+    def _boot_or_isolate(self, key: tuple[str, str], target: Target) -> Guest:
+        limit = MAX_BOOTS_SHARED if key[1] == self.SHARED else MAX_BOOTS_ISOLATED
+        if self._boots.get(key, 0) >= limit:
+            raise MachineError(f"{target.id}: not booting again after {limit} attempt(s); "
+                               f"last error: {self._boot_errors.get(key)}")
+        try:
+            return self._boot(key)
+        except HarnessError:
+            if key[1] != self.SHARED:
+                raise
+            self._isolate(key[0])
+            return self._boot_or_isolate(self._key(target), target)
+
+    def _boot(self, key: tuple[str, str]) -> Guest:
         assert self.image is not None and self.accel is not None
-        n = self._boots.get(name, 0) + 1
-        self._boots[name] = n
-        profiles = [t.profile for t in self.targets if t.transport == name and not t.na_reason]
-        workdir = self.output / "artifacts" / "guests" / f"{name}-boot{n}"
+        name, group = key
+        n = self._boots.get(key, 0) + 1
+        self._boots[key] = n
+        profiles = [t.profile for t in self.targets if t.transport == name and not t.na_reason
+                    and (group == self.SHARED or t.profile.name == group)]
+        label = name if group == self.SHARED else f"{name}-{group}"
+        workdir = self.output / "artifacts" / "guests" / f"{label}-boot{n}"
         config = GuestConfig(variant=name, profiles=profiles, kernel=self.image.kernel,
                              initrd=self.image.initrd, workdir=workdir, qemu=self.qemu,
-                             accelerator=self.accel.accelerator, ssh_key=self._key,
+                             accelerator=self.accel.accelerator, ssh_key=self._ssh_key,
                              ssh_pubkey=self._pubkey)
         guest = Guest(config)
-        log(f"booting {name} guest ({len(profiles)} device(s) under test), attempt {n}")
-        record = {"variant": name, "boot": n, "workdir": str(workdir.relative_to(self.output)),
+        log(f"booting {label} guest ({len(profiles)} device(s) under test), attempt {n}")
+        record = {"variant": name, "group": group, "boot": n,
+                  "workdir": str(workdir.relative_to(self.output)),
                   "devices": [d.to_json() for d in guest.devices]}
         self.guest_records.append(record)
         start = time.monotonic()
@@ -183,29 +219,39 @@ class Engine:
         except HarnessError as e:
             guest.close()
             record["error"] = str(e).splitlines()[0]
-            self._boot_errors[name] = e
+            self._boot_errors[key] = e
+            log(f"{label} guest did not boot: {record['error']}")
             raise
         except BaseException:
             guest.close()
             raise
         record["boot_seconds"] = round(time.monotonic() - start, 2)
         record["stages"] = guest.stage_times
-        log(f"{name} guest ready in {record['boot_seconds']}s")
-        self._guests[name] = guest
+        log(f"{label} guest ready in {record['boot_seconds']}s")
+        self._guests[key] = guest
         return guest
+
+    def guest_of(self, target: Target) -> Guest | None:
+        """The running guest that holds ``target``, if any (for evidence)."""
+        return self._guests.get(self._key(target))
 
     def guest_artifacts(self, guest: Guest) -> list[str]:
         return [str(p.relative_to(self.output)) for p in guest.artifacts.values()]
 
-    def close_guest(self, name: str) -> None:
-        guest = self._guests.pop(name, None)
+    def _close_key(self, key: tuple[str, str]) -> None:
+        guest = self._guests.pop(key, None)
         if guest is not None:
             guest.close()
-            shutil.rmtree(guest.scratch, ignore_errors=True)
+
+    def close_guest(self, variant_name: str, profile: str | None = None) -> None:
+        """Close the guests of a variant (or, when isolated, of one device) once done."""
+        for key in list(self._guests):
+            if key[0] == variant_name and (profile is None or key[1] == profile):
+                self._close_key(key)
 
     def close(self) -> None:
-        for name in list(self._guests):
-            self.close_guest(name)
+        for key in list(self._guests):
+            self._close_key(key)
 
     def write_artifact_index(self, checks: dict[str, list[str]]) -> None:
         index = {"guests": self.guest_records, "checks": checks}

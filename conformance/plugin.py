@@ -59,7 +59,13 @@ def pytest_configure(config):
         engine = Engine(RunOptions(profiles=config.getoption("--vc-profile"),
                                    transports=config.getoption("--vc-transport"),
                                    output=config.getoption("--vc-output")))
+        from .catalog import load_catalog
+
+        catalog = load_catalog()
+        for clause in config.getoption("--vc-clause"):
+            catalog.get(clause)
     except ConfigError as e:
+        # Bad input stops the run before anything boots: one message, exit 2.
         raise pytest.UsageError(str(e)) from None
     config.pluginmanager.register(ConformancePlugin(config, engine), "virtio-conformance-run")
 
@@ -164,6 +170,7 @@ class ConformancePlugin:
         self.outcomes: list[CheckOutcome] = []
         self.check_artifacts: dict[str, list[str]] = {}
         self.prepare_error: HarnessError | None = None
+        self.config_error: ConfigError | None = None
         self.results: RunResults | None = None
         self.exit_code: int | None = None
         self._remaining: dict[str, int] = {}
@@ -188,6 +195,10 @@ class ConformancePlugin:
             return
         try:
             self.engine.prepare()
+        except ConfigError as e:
+            # Bad input (no QEMU, unusable cache dir...): nothing ran, nothing to report.
+            self.config_error = e
+            raise pytest.UsageError(str(e)) from None
         except HarnessError as e:
             # Nothing can be observed, but every check still gets its ERROR verdict.
             self.prepare_error = e
@@ -207,10 +218,12 @@ class ConformancePlugin:
         return ids
 
     def pytest_collection_modifyitems(self, session, config, items):
-        assert self.catalog is not None
         wanted = config.getoption("--vc-clause")
         for clause in wanted:
-            self._catalog().get(clause)  # unknown id: a clear usage error
+            try:
+                self._catalog().get(clause)
+            except ConfigError as e:
+                raise pytest.UsageError(f"--clause: {e}") from None
         errors = []
         selected, deselected = [], []
         for item in items:
@@ -234,13 +247,17 @@ class ConformancePlugin:
             config.hook.pytest_deselected(items=deselected)
         # Group by transport so each guest is booted once and closed when done.
         order = {t: i for i, t in enumerate(("mmio", "mmio-legacy", "pci", "pci-transitional"))}
-        selected.sort(key=lambda it: order.get(self._target(it).transport, 9)
-                      if self._target(it) else -1)
+        def place(it):
+            t = self._target(it)
+            return (order.get(t.transport, 9), t.profile.name) if t else (-1, "")
+
+        selected.sort(key=place)
         items[:] = selected
         for it in selected:
             t = self._target(it)
             if t:
-                self._remaining[t.transport] = self._remaining.get(t.transport, 0) + 1
+                for key in (t.transport, t.id):
+                    self._remaining[key] = self._remaining.get(key, 0) + 1
 
     @staticmethod
     def _target(item) -> Target | None:
@@ -254,15 +271,16 @@ class ConformancePlugin:
             return None
         if target.na_reason:
             return target.na_reason
-        assert self.catalog is not None
-        reasons = []
+        reasons: list[str] = []
         for c in self._clauses(item):
             ok, reason = self._catalog().get(c).applies_to(target.transport,
-                                                        target.profile.virtio_id)
+                                                           target.profile.virtio_id)
             if ok:
                 return None
-            reasons.append(f"{c}: {reason}")
-        return "; ".join(reasons)
+            reason = reason.removeprefix(f"{c} ")
+            if reason not in reasons:
+                reasons.append(reason)
+        return f"{target.profile.name} on {target.transport}: " + "; ".join(reasons)
 
     # ---- fixtures
     @pytest.fixture
@@ -340,6 +358,8 @@ class ConformancePlugin:
         self.outcomes.append(outcome)
         target = self._target(item)
         log(f"{outcome.verdict.value:5} {item.nodeid}")
+        if outcome.verdict in (Verdict.FAIL, Verdict.ERROR) and outcome.message:
+            log(f"      {outcome.message.strip().splitlines()[0][:200]}")
         for report in reports:
             report.user_properties.append(("vc_verdict", outcome.verdict.value))
             item.ihook.pytest_runtest_logreport(report=report)
@@ -347,9 +367,13 @@ class ConformancePlugin:
             self._log_na(item, na)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         if target is not None:
-            self._remaining[target.transport] -= 1
+            # Close guests as soon as nothing left needs them (idle guests cost CPU).
+            for key in (target.transport, target.id):
+                self._remaining[key] -= 1
             if self._remaining[target.transport] == 0:
                 self.engine.close_guest(target.transport)
+            elif self._remaining[target.id] == 0:
+                self.engine.close_guest(target.transport, target.profile.name)
         return True
 
     def _log_na(self, item, reason: str) -> None:
@@ -382,6 +406,14 @@ class ConformancePlugin:
     def _outcome_from_run(self, item, attempt: int) -> CheckOutcome:
         judge: Judge | None = getattr(item, "_vc_judge", None)
         judgments = list(judge.judgments) if judge else []
+        if judge is not None:
+            # A clause the check left alone because it does not apply here is NA, not
+            # UNTESTED: the catalog said so before the check ran.
+            judged = {j.clause for j in judgments}
+            for clause, reason in judge.not_applicable.items():
+                if clause not in judged:
+                    judgments.append(Judgment(clause, Verdict.NA, what=reason,
+                                              level=judge.levels.get(clause, "")))
         item._vc_harness_error = False
         for when in ("setup", "call", "teardown"):
             if when not in item._vc_excinfo:
@@ -431,7 +463,7 @@ class ConformancePlugin:
         artifacts = list(self.check_artifacts.get(item.nodeid, []))
         qemu_command = ""
         if target is not None:
-            guest = self.engine._guests.get(target.transport)
+            guest = self.engine.guest_of(target)
             if guest is not None:
                 artifacts += [a for a in self.engine.guest_artifacts(guest) if a not in artifacts]
                 qemu_command = guest.reproducer()
@@ -469,6 +501,8 @@ class ConformancePlugin:
         from .machine.processes import reap_survivors
 
         self.engine.close()
+        if self.config_error is not None:
+            return
         survivors = reap_survivors()
         for pid, cmd in survivors:
             self.engine.infra_errors.append(f"process survived the run and was killed: "

@@ -50,6 +50,7 @@ class Profile:
     scratch_files: dict[str, int] = field(default_factory=dict)  # name -> size in bytes
     backends: tuple[Backend, ...] = ()
     shared_memory: bool = False  # vhost-user: guest RAM must be shareable (memfd)
+    modern_only: bool = False  # the QEMU device has no legacy interface switch at all
     requires_paths: tuple[str, ...] = ()  # host paths without which the device cannot exist
     expect: dict = field(default_factory=dict)  # expectations a check may read
 
@@ -83,6 +84,7 @@ def _size(text: object, where: str) -> int:
 
 _KNOWN_KEYS = {"description", "virtio_id", "variants", "device", "device_mmio", "device_pci",
                "properties", "qemu_args", "child_args", "scratch_files", "backend", "shared_memory",
+               "modern_only",
                "requires_paths", "expect"}
 
 
@@ -118,6 +120,10 @@ def load_profile(path: Path) -> Profile:
             raise ConfigError(f"profile {where}: field 'variants' names {v!r}; "
                               f"valid: {', '.join(ALL_VARIANTS)}")
     device = need("device", str)
+    modern_only = bool(data.get("modern_only", False))
+    if modern_only and "pci-transitional" in variants:
+        raise ConfigError(f"profile {where}: a 'modern_only' device cannot support the "
+                          "pci-transitional variant")
     props = data.get("properties", {})
     if not isinstance(props, dict):
         raise ConfigError(f"profile {where}: field 'properties' must be a table")
@@ -157,6 +163,7 @@ def load_profile(path: Path) -> Profile:
                        for k, v in scratch.items()},
         backends=tuple(backends),
         shared_memory=bool(data.get("shared_memory", False)),
+        modern_only=modern_only,
         requires_paths=tuple(str(p) for p in data.get("requires_paths", [])),
         expect=dict(data.get("expect", {})),
     )

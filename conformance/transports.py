@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -37,6 +39,6 @@ def variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown transport {name!r}; choose one of: {', '.join(ALL_VARIANTS)}"
         ) from None

@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import socket
 import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +102,9 @@ class Guest:
         self.definition: MachineDefinition = definition_for_variant(config.variant)
         self.workdir = config.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.scratch = self.workdir / "scratch"
-        self.scratch.mkdir(exist_ok=True)
+        # Sockets live here, and a unix socket path must stay under 108 bytes: so a short
+        # private directory in /tmp, not the (deep) output directory.
+        self.scratch = Path(tempfile.mkdtemp(prefix="vc-"))
         self.devices = [
             DeviceUnderTest(p, config.variant, f"dut{i}", self.definition.device_location(i))
             for i, p in enumerate(config.profiles)
@@ -152,6 +155,13 @@ class Guest:
         control = d.control_location()
         if control.bus == "mmio":
             args.append(f"vc.ctlmmio=0x{control.mmio_base:x}")
+        if self.config.accelerator == "tcg":
+            # Under TCG the guest TSC ticks at the host's rate, but the kernel's PIT-based
+            # calibration times emulated port I/O and fails on a busy host; microvm then
+            # has no other reference and the boot stalls.  Tell it the rate instead.
+            khz = host_tsc_khz()
+            if khz:
+                args.append(f"tsc_early_khz={khz}")
         if self.config.extra_kernel_args:
             args.append(self.config.extra_kernel_args)
         return " ".join(args)
@@ -183,7 +193,8 @@ class Guest:
         variant_props = d.variant_device_properties(cfg.variant)
         for dut in self.devices:
             p = dut.profile
-            props = {**{k: self._fill(v, dut) for k, v in p.properties.items()}, **variant_props}
+            legacy_switch = {} if p.modern_only else variant_props
+            props = {**{k: self._fill(v, dut) for k, v in p.properties.items()}, **legacy_switch}
             prop_text = "".join(f",{k}={v}" for k, v in props.items())
             argv += [self._fill(a, dut) for a in p.qemu_args]
             argv += ["-device", f"{p.frontend(cfg.variant)},id={dut.id},"
@@ -394,6 +405,7 @@ class Guest:
         for child in self.backends:
             child.kill(grace=1.0)
         self.backends = []
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _teardown_qemu(self) -> None:
         if self.process is not None and self.process.alive and self.qmp is not None:
@@ -409,6 +421,21 @@ class Guest:
             self.qmp = None
         if self.serial is not None:
             self.serial.close()
+
+
+def host_tsc_khz() -> int | None:
+    """The host's TSC rate in kHz, as its kernel measured it (None if unknown)."""
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":")[1]) * 1000)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _free_port() -> int:
