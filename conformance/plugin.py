@@ -114,12 +114,37 @@ class DutHandle:
             if recorded is None:
                 raise GuestCommandError(f"recording has no target {target.id}")
             self.guest = None
+            self.device = None
             self.location = Location(**recorded["location"])
         else:
-            self.guest, device = plugin.engine.guest_for(target)
-            self.location = device.location
+            self.guest, self.device = plugin.engine.guest_for(target)
+            self.location = self.device.location
             if plugin.record is not None:
                 plugin.record.target(target.id)["location"] = asdict(self.location)
+
+    # Host-side levers and oracles (QMP), recorded and replayed like probe outputs.
+    HOST_ACTIONS = ("set_link", "block_resize", "balloon", "virtio_status",
+                    "virtio_queue_status", "query_pci")
+
+    def host(self, action: str, **arguments):
+        """Do ``action`` through QMP on this device (see ``Guest.set_link`` and friends)."""
+        if action not in self.HOST_ACTIONS:
+            raise ValueError(f"unknown host action {action!r}")
+        key = "host:" + probe_key(action, arguments)
+        if self.guest is None:
+            assert self._plugin.replay is not None
+            recorded = self._plugin.replay.data["targets"][self.target.id]["probes"]
+            if key not in recorded:
+                raise GuestCommandError(f"recording of {self.target.id} has no {key}")
+            return recorded[key]["return"]
+        method = getattr(self.guest, action)
+        if action in ("balloon", "query_pci"):
+            value = method(**arguments)
+        else:
+            value = method(self.device, **arguments)
+        if self._plugin.record is not None:
+            self._plugin.record.target(self.target.id)["probes"][key] = {"return": value}
+        return value
 
     def run(self, command: str, **kw):
         if self.guest is None:

@@ -175,3 +175,15 @@ def test_a_device_that_breaks_its_guest_costs_only_its_own_results(tmp_path):
     error = next(c for c in results["checks"]
                  if c["device"] == "broken-backend" and c["verdict"] == "ERROR")
     assert "exited with 3 before it was ready" in error["message"]
+
+
+def test_qmp_levers_reach_devices_under_test(tmp_path, image, accel, keypair):
+    config = _config(tmp_path, image, accel, keypair, "pci", ["virtio-net", "virtio-blk"])
+    with Guest(config) as guest:
+        net, blk = guest.device("virtio-net"), guest.device("virtio-blk")
+        status = guest.virtio_status(blk)
+        assert status["device-id"] == 2 and status["num-vqs"] >= 1
+        assert guest.virtio_queue_status(blk, 0)["vring-num"] > 0
+        guest.set_link(net, False)
+        guest.block_resize(blk, 128 << 20)
+        assert '"set_link"' in (tmp_path / "qmp.jsonl").read_text()

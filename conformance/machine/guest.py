@@ -394,6 +394,42 @@ class Guest:
                 raise self._error(reason, MachineError) from None
             raise
 
+    # ---- host-side levers and oracles over QMP (device names are QEMU ids)
+    def _qmp(self) -> QMPChannel:
+        if self.qmp is None:
+            raise MachineError("guest is not running (no QMP)")
+        return self.qmp
+
+    def set_link(self, dut: DeviceUnderTest, up: bool) -> None:
+        """Carrier of a device-under-test NIC: a configuration change the device reports."""
+        self._qmp().command("set_link", name=dut.id, up=up)
+
+    def block_resize(self, dut: DeviceUnderTest, size: int) -> None:
+        """Capacity of a block device under test (its node is ``<id>-disk``)."""
+        self._qmp().execute("block_resize", {"node-name": f"{dut.id}-disk", "size": size})
+
+    def balloon(self, target_bytes: int) -> None:
+        """The balloon's target: guest memory size the device should ask for."""
+        self._qmp().command("balloon", value=target_bytes)
+
+    def query_pci(self) -> list[dict]:
+        return self._qmp().command("query-pci")
+
+    def virtio_path(self, dut: DeviceUnderTest) -> str:
+        """The QOM path of the virtio device inside ``dut`` (for x-query-virtio-*)."""
+        for entry in self._qmp().command("x-query-virtio"):
+            if f"/{dut.id}/" in entry["path"] or entry["path"].endswith(f"/{dut.id}"):
+                return entry["path"]
+        raise MachineError(f"x-query-virtio does not list {dut.id}")
+
+    def virtio_status(self, dut: DeviceUnderTest) -> dict:
+        """QEMU's own view of the device: status, features, queue count (an oracle)."""
+        return self._qmp().command("x-query-virtio-status", path=self.virtio_path(dut))
+
+    def virtio_queue_status(self, dut: DeviceUnderTest, queue: int) -> dict:
+        return self._qmp().command("x-query-virtio-queue-status", path=self.virtio_path(dut),
+                                   queue=queue)
+
     def alive(self) -> bool:
         return self._abort_reason() is None
 

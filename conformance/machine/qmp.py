@@ -71,8 +71,15 @@ class QMPChannel:
                 if raw.get("event") in FATAL_EVENTS and self.fatal_event is None:
                     self.fatal_event = raw
 
-    def command(self, name: str, timeout: float = 10.0, **arguments: Any) -> Any:
-        """Run one QMP command; a QMP error or a dead monitor raises ``MachineError``."""
+    def command(self, name: str, /, timeout: float = 10.0, **arguments: Any) -> Any:
+        """Run one QMP command; a QMP error or a dead monitor raises ``MachineError``.
+
+        ``name`` is positional-only: QMP commands have arguments called ``name`` too.
+        """
+        return self.execute(name, arguments, timeout)
+
+    def execute(self, name: str, arguments: dict[str, Any], timeout: float = 10.0) -> Any:
+        """Like ``command``, for arguments whose names are not Python names (node-name)."""
         self._log("execute", {"execute": name, "arguments": arguments})
         try:
             reply = self._run(self._client.execute(name, arguments or None), timeout)
