@@ -25,6 +25,7 @@ from .errors import ConfigError, HarnessError, MachineError
 from .images.builder import GuestImage
 from .machine.accel import AcceleratorChoice, choose_accelerator
 from .machine.guest import DeviceUnderTest, Guest, GuestConfig
+from .machine.layout import definition_for_variant
 from .machine.processes import RUN_ID
 from .machine.qemu import find_qemu, qemu_version
 from .machine.ssh import new_keypair
@@ -103,6 +104,12 @@ class Engine:
         if not targets:
             raise ConfigError("nothing to test: no selected profile supports the selected "
                               "transports")
+        for t in wanted:
+            room = definition_for_variant(t).max_devices
+            count = sum(1 for x in targets if x.transport == t and not x.na_reason)
+            if count > room:
+                raise ConfigError(f"{count} devices under test on {t}, but its guest holds "
+                                  f"{room}: select fewer with --profile, or run {t} in parts")
         return targets
 
     # ---- run-wide preparation (once)

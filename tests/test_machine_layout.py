@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+
+from conformance.errors import ConfigError
 from conformance.machine.guest import Guest, GuestConfig
 from conformance.machine.layout import definition_for_variant
 from conformance.profiles import resolve_profile
@@ -59,7 +62,7 @@ def test_kernel_args_carry_the_run_key_and_control_nic(tmp_path):
     args = g.kernel_args()
     assert "vc.authkey=ssh-ed25519:AAAA" in args
     assert "vc.ctlmmio=0xfeb02e00" in args and "iomem=relaxed" in args and "mem=480M" in args
-    assert "vc.ctlmod=e1000e" in _guest(tmp_path, "pci", []).kernel_args()
+    assert "vc.ctlmod=vmxnet3" in _guest(tmp_path, "pci", []).kernel_args()
 
 
 def test_reproducer_is_standalone(tmp_path):
@@ -68,3 +71,11 @@ def test_reproducer_is_standalone(tmp_path):
     line = g.reproducer()
     assert "fd=3" not in line and "fd=4" not in line
     assert line.endswith("-serial stdio")
+
+
+def test_mmio_transport_zero_is_never_used():
+    # QEMU 7.2 microvm delivered no interrupts for a device on virtio-mmio-bus.0.
+    d = definition_for_variant("mmio")
+    assert d.device_location(d.max_devices - 1).qemu_bus == "bus=virtio-mmio-bus.1"
+    with pytest.raises(ConfigError):
+        d.device_location(d.max_devices)

@@ -15,6 +15,7 @@ to quit, then kills its process group and the backends, and the artifacts stay:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -459,12 +460,24 @@ class Guest:
             self.serial.close()
 
 
+@functools.cache
 def host_tsc_khz() -> int | None:
-    """The host's TSC rate in kHz, as its kernel measured it (None if unknown)."""
-    try:
-        return int(Path("/sys/devices/system/cpu/cpu0/tsc_freq_khz").read_text())
-    except (OSError, ValueError):
-        pass
+    """The host's TSC rate in kHz (None if unknown).
+
+    Measured with ``rdtsc`` against the monotonic clock: /proc/cpuinfo's "cpu MHz" is
+    the current core clock, which frequency scaling moves away from the TSC's rate.
+    """
+    import platform
+
+    if platform.machine() in ("x86_64", "AMD64"):
+        try:
+            rdtsc = _rdtsc_function()
+            t0, c0 = time.perf_counter_ns(), rdtsc()
+            time.sleep(0.05)
+            t1, c1 = time.perf_counter_ns(), rdtsc()
+            return int((c1 - c0) * 1_000_000 / (t1 - t0))
+        except (OSError, ValueError, AttributeError):
+            pass
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("cpu MHz"):
@@ -472,6 +485,21 @@ def host_tsc_khz() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _rdtsc_function():
+    """A callable running the rdtsc instruction (x86-64 machine code in an exec page)."""
+    import ctypes
+    import mmap
+
+    # rdtsc; shl rdx, 32; or rax, rdx; ret
+    code = bytes.fromhex("0f3148c1e2204809d0c3")
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    function = ctypes.CFUNCTYPE(ctypes.c_uint64)(address)
+    function._page = page  # keep the mapping alive as long as the function
+    return function
 
 
 def _free_port() -> int:
