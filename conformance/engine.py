@@ -117,12 +117,13 @@ class Engine:
         from .images.builder import build_image
 
         self.qemu = find_qemu()
-        self.output.mkdir(parents=True, exist_ok=True)
         self.image = build_image(progress=log)
         self.accel = choose_accelerator(self.qemu, self.image.kernel, self.image.initrd,
                                         self.image.digest, progress=log)
         log(f"accelerator: {self.accel.accelerator} ({self.accel.reason})")
         self._ssh_key, self._pubkey = new_keypair()
+        # Only now: a run stopped by bad configuration leaves no empty output behind.
+        self.output.mkdir(parents=True, exist_ok=True)
 
     def environment(self) -> dict:
         env = {

@@ -16,6 +16,10 @@ class ConfigError(ConformanceError):
     """Bad input: a malformed profile, unknown clause, missing binary. Nothing ran (exit 2)."""
 
 
+class CacheDirError(ConfigError):
+    """The cache directory cannot be used: configuration, so nothing runs (exit 2)."""
+
+
 class HarnessError(ConformanceError):
     """The harness could not reach or observe the device: verdict ERROR, never FAIL."""
 

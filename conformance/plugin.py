@@ -226,6 +226,7 @@ class ConformancePlugin:
             raise pytest.UsageError(str(e)) from None
         except HarnessError as e:
             # Nothing can be observed, but every check still gets its ERROR verdict.
+            self.engine.output.mkdir(parents=True, exist_ok=True)
             self.prepare_error = e
             self.engine.infra_errors.append(str(e))
             log(f"ERROR: {e}")
@@ -450,7 +451,8 @@ class ConformancePlugin:
             if isinstance(exc, pytest.skip.Exception):
                 return self._outcome(item, Verdict.NA, str(exc), judgments, attempt)
             if isinstance(exc, HarnessError):
-                item._vc_harness_error = True
+                # Worth one more try, unless it is the run-wide preparation that failed.
+                item._vc_harness_error = exc is not self.prepare_error
                 return self._outcome(item, Verdict.ERROR, f"{type(exc).__name__}: {exc}",
                                      judgments, attempt)
             if isinstance(exc, ClauseViolation):

@@ -57,3 +57,12 @@ def test_coverage_counts_checked_clauses(capsys):
 
 def test_compare_of_missing_files_is_a_usage_error(capsys, tmp_path):
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+
+
+def test_unusable_cache_dir_is_a_usage_error_and_leaves_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIRTIO_CONFORMANCE_CACHE", "/dev/null/cache")
+    out = tmp_path / "out"
+    assert main(["run", "--profile", "virtio-rng", "--transport", "mmio",
+                 "--output", str(out)]) == 2
+    assert "Set VIRTIO_CONFORMANCE_CACHE to a writable directory" in capsys.readouterr().err
+    assert not out.exists()

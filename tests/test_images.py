@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conformance import images
-from conformance.errors import ImageBuildError
+from conformance.errors import CacheDirError, ImageBuildError
 from conformance.images import builder, debian, elf, kernel
 from conformance.images.cpio import NewcWriter, read_newc
 from conformance.images.recipe import RecipeError, default_recipe_path, load_recipe, parse_recipe
@@ -443,7 +443,7 @@ def test_unknown_package_is_named(tmp_path):
 def test_unwritable_cache_is_reported(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ImageBuildError, match="VIRTIO_CONFORMANCE_CACHE"):
+    with pytest.raises(CacheDirError, match="VIRTIO_CONFORMANCE_CACHE"):
         images.build_image(cache_dir=blocker / "cache")
 
 

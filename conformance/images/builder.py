@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import paths
-from conformance.errors import ImageBuildError
+from conformance.errors import CacheDirError, ImageBuildError
 from conformance.images import debian
 from conformance.images.cpio import NewcWriter
 from conformance.images.kernel import ModuleTree, extract_vmlinux, modules_alias, modules_dep
@@ -118,7 +118,7 @@ def _writable_dir(path: Path) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise ImageBuildError(
+        raise CacheDirError(
             f"the image cache directory {path} is not writable ({exc.strerror or exc}). "
             "Set VIRTIO_CONFORMANCE_CACHE to a writable directory.") from exc
     return path
