@@ -7,14 +7,30 @@ from importlib import resources
 from pathlib import Path
 
 
+def _data_dir(package: str, top_level: str) -> Path:
+    """An installed data package, or its top-level folder when run from a checkout.
+
+    An installed wheel carries ``guest-images/`` and ``fixtures/`` inside the package;
+    ``python -m conformance.cli`` from a source checkout imports the package from the
+    tree, where they sit beside it.
+    """
+    try:
+        return Path(str(resources.files(package)))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parent.parent / top_level
+        if checkout.is_dir():
+            return checkout
+        raise
+
+
 def guest_images_dir() -> Path:
     """The guest recipe and init script (top-level ``guest-images/`` in the repo)."""
-    return Path(str(resources.files("conformance.guest_images")))
+    return _data_dir("conformance.guest_images", "guest-images")
 
 
 def fixtures_dir() -> Path:
     """Shipped device profiles and machine definitions (top-level ``fixtures/``)."""
-    return Path(str(resources.files("conformance.fixtures")))
+    return _data_dir("conformance.fixtures", "fixtures")
 
 
 def probe_dir() -> Path:

@@ -24,6 +24,9 @@ from conformance.profiles import resolve_profile
 
 pytestmark = pytest.mark.guest
 
+# The command as installed next to this Python (what a user runs), not the source tree.
+CLI = str(Path(sys.executable).parent / "virtio-conformance")
+
 
 @pytest.fixture(scope="module")
 def image():
@@ -112,7 +115,7 @@ def test_interrupted_run_leaves_no_qemu_and_keeps_results(tmp_path):
     run_tag = uuid.uuid4().hex
     env = dict(os.environ, **{RUN_ENV: run_tag})
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "run", "--profile",
+    proc = subprocess.Popen([CLI, "run", "--profile",
                              "virtio-rng", "--transport", "pci", "--transport", "mmio",
                              "--output", str(out)], env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
@@ -135,7 +138,7 @@ def test_interrupted_run_leaves_no_qemu_and_keeps_results(tmp_path):
 
 def test_default_style_run_writes_every_report(tmp_path):
     out = tmp_path / "out"
-    code = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--profile",
+    code = subprocess.run([CLI, "run", "--profile",
                            "virtio-blk", "--profile", "vhost-user-blk", "--profile",
                            "vhost-vsock", "--transport", "pci", "--output", str(out)],
                           timeout=600).returncode
@@ -164,7 +167,7 @@ def test_a_device_that_breaks_its_guest_costs_only_its_own_results(tmp_path):
                       '[[backend]]\nbinary = "sh"\nargs = ["-c", "echo refusing; exit 3"]\n'
                       'ready_socket = "{scratch}/{id}.sock"\n')
     out = tmp_path / "out"
-    code = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--profile",
+    code = subprocess.run([CLI, "run", "--profile",
                            "virtio-rng", "--profile", str(broken), "--transport", "pci",
                            "--output", str(out)], timeout=600).returncode
     assert code == 3  # no finding, but a harness error left checks without a verdict
@@ -187,3 +190,23 @@ def test_qmp_levers_reach_devices_under_test(tmp_path, image, accel, keypair):
         guest.set_link(net, False)
         guest.block_resize(blk, 128 << 20)
         assert '"set_link"' in (tmp_path / "qmp.jsonl").read_text()
+
+
+def test_killed_run_takes_its_qemu_with_it(tmp_path):
+    # kill -9 gives the run no chance to clean up: the kernel's parent-death signal must.
+    run_tag = uuid.uuid4().hex
+    env = dict(os.environ, **{RUN_ENV: run_tag})
+    proc = subprocess.Popen([CLI, "run", "--profile",
+                             "virtio-rng", "--transport", "mmio", "--output",
+                             str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not [c for _, c in survivors(run_tag) if "qemu-system" in c]:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while survivors(run_tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert survivors(run_tag) == []
