@@ -120,7 +120,8 @@ def test_interrupted_run_leaves_no_qemu_and_keeps_results(tmp_path):
                              "--output", str(out)], env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 120
-    while not [c for _, c in survivors(run_tag) if "qemu-system" in c]:
+    # Wait for a guest holding the device under test (not the one-time KVM smoke boot).
+    while not [c for _, c in survivors(run_tag) if "virtio-rng" in c]:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "no QEMU appeared"
         time.sleep(0.05)

@@ -360,7 +360,9 @@ class Guest:
             if stage == self.config.boot_until:
                 return
         assert self.config.ssh_key is not None and self.ssh_port is not None
-        self.shell = GuestShell("127.0.0.1", self.ssh_port, self.config.ssh_key)
+        hostkey = re.search(rb"VC-HOSTKEY (\S+ \S+)", self.serial._buffer)
+        self.shell = GuestShell("127.0.0.1", self.ssh_port, self.config.ssh_key,
+                                host_key=hostkey.group(1).decode() if hostkey else None)
         deadline = Deadline("ssh", self._seconds("ssh"))
         try:
             self.shell.connect(deadline, abort=self._abort_reason)

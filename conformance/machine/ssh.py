@@ -6,6 +6,7 @@ stdin (``cat > path``).
 
 from __future__ import annotations
 
+import base64
 import io
 import shlex
 import time
@@ -40,11 +41,13 @@ def new_keypair() -> tuple[paramiko.Ed25519Key, str]:
 
 
 class GuestShell:
-    def __init__(self, host: str, port: int, key: paramiko.PKey, user: str = "root"):
+    def __init__(self, host: str, port: int, key: paramiko.PKey, user: str = "root",
+                 host_key: str | None = None):
         self.host = host
         self.port = port
         self.key = key
         self.user = user
+        self.host_key = host_key  # "ssh-ed25519 AAAA...", as the guest printed it on serial
         self._client: paramiko.SSHClient | None = None
 
     def connect(self, deadline: Deadline, abort=None) -> None:
@@ -55,9 +58,16 @@ class GuestShell:
                 if reason:
                     raise GuestCommandError(f"SSH connect abandoned: {reason}")
             client = paramiko.SSHClient()
-            # Guest host keys are born at boot; the connection is on loopback to a
-            # process we started, so there is nothing to verify them against.
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            if self.host_key:
+                # The guest made its host key at boot and printed it on the serial
+                # console, a channel only we hold: pin it, so SSH reaches that guest.
+                kind, blob = self.host_key.split()[:2]
+                name = f"[{self.host}]:{self.port}"
+                client.get_host_keys().add(name, kind, paramiko.PKey.from_type_string(
+                    kind, base64.b64decode(blob)))
+                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            else:
+                client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             try:
                 client.connect(self.host, self.port, username=self.user, pkey=self.key,
                                timeout=min(5.0, max(0.5, deadline.remaining())),
