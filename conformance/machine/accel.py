@@ -84,6 +84,8 @@ def _smoke_boot_kvm(qemu: str, kernel: Path, initrd: Path) -> tuple[bool, str]:
             pass
         return True, f"{time.monotonic() - start:.1f}s"
     except HarnessError as e:
-        return False, str(e).splitlines()[0]
+        # QEMU's own last words say more than the symptom ("no QMP greeting").
+        said = [line for line in getattr(e, "output", "").splitlines() if line.strip()]
+        return False, (said[-1][:300] if said else str(e).splitlines()[0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
