@@ -53,8 +53,8 @@ def cmd_run(args) -> int:
         pytest_args += ["--vc-transport", t]
     for c in args.clause:
         pytest_args += ["--vc-clause", c]
-    if args.check:
-        pytest_args += ["-k", " or ".join(c.split("::")[-1] for c in args.check)]
+    for c in args.check:
+        pytest_args += ["--vc-check", c]
     if args.output:
         pytest_args += ["--vc-output", str(args.output)]
     if args.waivers:

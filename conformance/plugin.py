@@ -39,6 +39,8 @@ def pytest_addoption(parser):
                     help="mmio | mmio-legacy | pci | pci-transitional (repeatable)")
     group.addoption("--vc-clause", action="append", default=[], metavar="ID",
                     help="run only the checks that judge these catalog clauses")
+    group.addoption("--vc-check", action="append", default=[], metavar="NAME",
+                    help="run only this check: a function name or module.py::function")
     group.addoption("--vc-output", default=None, metavar="DIR",
                     help="where results go (default reports/<run-id>)")
     group.addoption("--vc-waivers", default=None, metavar="FILE", help="waivers file (TOML)")
@@ -263,7 +265,7 @@ class ConformancePlugin:
                     self._catalog().get(c)
                 except ConfigError as e:
                     errors.append(f"{item.nodeid}: {e}")
-            if wanted and not set(wanted) & set(clauses):
+            if (wanted and not set(wanted) & set(clauses)) or not self._check_wanted(item):
                 deselected.append(item)
             else:
                 selected.append(item)
@@ -284,6 +286,15 @@ class ConformancePlugin:
             if t:
                 for key in (t.transport, t.id):
                     self._remaining[key] = self._remaining.get(key, 0) + 1
+
+    def _check_wanted(self, item) -> bool:
+        """Exact match on the check's name (``--check``), never a substring."""
+        names = self.config.getoption("--vc-check")
+        if not names:
+            return True
+        function = item.originalname if hasattr(item, "originalname") else item.name
+        module = Path(str(item.fspath)).name
+        return any(n == function or n == f"{module}::{function}" for n in names)
 
     @staticmethod
     def _target(item) -> Target | None:

@@ -43,7 +43,7 @@ CONTROL_MAC = "52:54:00:c0:11:01"
 GUEST_ADDR = "10.0.2.15/24"
 GUEST_GW = "10.0.2.2"
 # Options that shave boot time and noise, and make a panic end QEMU (-no-reboot).
-BASE_KERNEL_ARGS = ("console=ttyS0 iomem=relaxed panic=-1 mitigations=off tsc=reliable "
+BASE_KERNEL_ARGS = ("console=ttyS0 loglevel=6 iomem=relaxed panic=-1 mitigations=off tsc=reliable "
                     "no_timer_check 8250.nr_uarts=1 cryptomgr.notests random.trust_cpu=on")
 
 
