@@ -242,17 +242,39 @@ class ReportView:
 
 
 def _environment(env: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
-    shown = [(label, show(env[key])) for key, label in ENVIRONMENT_LABELS
-             if env.get(key) not in (None, "")]
+    shown = []
+    for key, label in ENVIRONMENT_LABELS:
+        if env.get(key) in (None, ""):
+            continue
+        value = show(env[key])
+        if key == "accelerator" and env.get("accelerator_reason") and \
+                not env.get("kvm_fell_back_to_tcg"):
+            value = f"{value} ({env['accelerator_reason']})"  # why, when it was no fallback
+        shown.append((label, value))
     fallback = ""
-    for key in FALLBACK_KEYS:
-        value = env.get(key)
-        if value:
-            fallback = value if isinstance(value, str) else "KVM was not usable; TCG was used"
-            break
-    skip = {k for k, _ in ENVIRONMENT_LABELS} | set(FALLBACK_KEYS) | {"waivers"}
+    if env.get("kvm_fell_back_to_tcg") is not False:
+        for key in FALLBACK_KEYS:
+            value = env.get(key)
+            if value and (key != "accelerator_reason" or env.get("kvm_fell_back_to_tcg")):
+                fallback = value if isinstance(value, str) else "KVM was not usable; TCG was used"
+                break
+    skip = ({k for k, _ in ENVIRONMENT_LABELS} | set(FALLBACK_KEYS)
+            | {"waivers", "guests", "kvm_fell_back_to_tcg"})
     extra = [(k, show(v)) for k, v in sorted(env.items()) if k not in skip and v not in (None, "")]
+    guests = env.get("guests") or []
+    if guests:
+        extra.append(("guests", "; ".join(_guest_line(g) for g in guests)))
     return shown, extra, fallback
+
+
+def _guest_line(guest: dict) -> str:
+    """One booted (or failed) guest in a few words: which, how long, where its logs are."""
+    group = guest.get("group", "*")
+    name = guest.get("variant", "?") + ("" if group in ("*", None) else f" ({group})")
+    outcome = (f"ready in {guest['boot_seconds']} s" if "boot_seconds" in guest
+               else f"did not boot: {guest.get('error', '?')}")
+    devices = len(guest.get("devices", []))
+    return f"{name} boot {guest.get('boot', 1)}: {outcome}, {devices} device(s), {guest.get('workdir', '')}"
 
 
 def _expired_waivers(env: dict) -> dict[tuple[str, str, str], list[dict]]:
