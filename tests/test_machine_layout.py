@@ -79,3 +79,11 @@ def test_mmio_transport_zero_is_never_used():
     assert d.device_location(d.max_devices - 1).qemu_bus == "bus=virtio-mmio-bus.1"
     with pytest.raises(ConfigError):
         d.device_location(d.max_devices)
+
+
+def test_probe_memory_stays_clear_of_the_top_of_ram(tmp_path):
+    # q35's firmware keeps ACPI tables just below the top of RAM (e820 reserved there).
+    for variant in ("mmio", "pci"):
+        args = _guest(tmp_path / variant, variant, []).kernel_args()
+        base, size = (int(x, 16) for x in args.split("vc.dma=")[1].split()[0].split(":"))
+        assert base == 480 << 20 and base + size <= (512 - 8) << 20

@@ -147,7 +147,7 @@ class Guest:
         # RAM above mem= is outside the kernel's reach: the probe's rings and buffers
         # live there (vc.dma=base:size), where no Linux allocation can collide.
         dma_base = d.guest_memory_mb << 20
-        dma_size = (d.memory_mb - d.guest_memory_mb) << 20
+        dma_size = d.dma_mb << 20
         args = [BASE_KERNEL_ARGS, f"mem={d.guest_memory_mb}M",
                 f"vc.dma=0x{dma_base:x}:0x{dma_size:x}",
                 f"vc.authkey={self.config.ssh_pubkey}", f"vc.ctlmac={CONTROL_MAC}",

@@ -53,6 +53,15 @@ class MachineDefinition:
         return int(self.data["guest_memory_mb"])
 
     @property
+    def dma_mb(self) -> int:
+        """Size of the probe's memory above mem=; it must not reach firmware tables."""
+        size = int(self.data.get("dma_mb", 16))
+        if self.guest_memory_mb + size > self.memory_mb:
+            raise ConfigError(f"{self.name}: dma_mb {size} does not fit above "
+                              f"guest_memory_mb {self.guest_memory_mb}")
+        return size
+
+    @property
     def max_devices(self) -> int:
         if self.data["bus"] == "mmio":
             # Transport 0 is never used: under QEMU 7.2 microvm a device there got no
