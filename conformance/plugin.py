@@ -282,10 +282,18 @@ class ConformancePlugin:
         selected.sort(key=place)
         items[:] = selected
         for it in selected:
+            it._vc_na = self.not_applicable(it)
             t = self._target(it)
             if t:
                 for key in (t.transport, t.id):
                     self._remaining[key] = self._remaining.get(key, 0) + 1
+        # NA checks are never set up or torn down, so pytest must be told which check
+        # really runs next: its teardown keeps exactly the fixtures that one needs.
+        following = None
+        for it in reversed(selected):
+            it._vc_next_run = following
+            if not it._vc_na:
+                following = it
 
     def _check_wanted(self, item) -> bool:
         """Exact match on the check's name (``--check``), never a substring."""
@@ -374,7 +382,8 @@ class ConformancePlugin:
     def pytest_runtest_protocol(self, item, nextitem):
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         start = time.monotonic()
-        na = self.not_applicable(item)
+        na = getattr(item, "_vc_na", None)
+        nextitem = getattr(item, "_vc_next_run", nextitem)
         attempt = 0
         while True:
             attempt += 1
