@@ -48,3 +48,20 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base) / "virtio-conformance"
+
+
+def probe_archive() -> bytes:
+    """The in-guest probe as a tar archive of package ``vcprobe`` (pushed over SSH stdin)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted(probe_dir().glob("*.py")):
+            tar.add(str(f), arcname=f"vcprobe/{f.name}")
+    return buf.getvalue()
+
+
+# Where the probe lands in the guest, and the command that unpacks it there.
+PROBE_GUEST_DIR = "/opt/vc"
+PROBE_UNPACK = f"rm -rf {PROBE_GUEST_DIR} && mkdir -p {PROBE_GUEST_DIR} && tar -x -C {PROBE_GUEST_DIR}"

@@ -24,6 +24,7 @@ from .engine import Engine, RunOptions, Target, log
 from .errors import ConfigError, GuestCommandError, HarnessError, NotApplicable
 from .judge import ClauseViolation, Judge
 from .machine.layout import Location
+from .paths import PROBE_GUEST_DIR
 from .results import CheckOutcome, Judgment, RunResults, Verdict, broken_verdict, rollup
 
 MAX_ATTEMPTS = 2  # a check that ends in a harness ERROR is tried once more; a FAIL never
@@ -165,7 +166,7 @@ class DutHandle:
         else:
             self._plugin.push_probe(self.guest)
             args = json.dumps({"location": self.location.to_json(), **arguments})
-            result = self.guest.run(f"cd /opt/vc && python3 -m vcprobe {command} "
+            result = self.guest.run(f"cd {PROBE_GUEST_DIR} && python3 -m vcprobe {command} "
                                     f"{shlex.quote(args)}", timeout=120)
             stdout, stderr, exitcode = result.stdout, result.stderr, result.exitcode
             if self._plugin.record is not None:
@@ -364,17 +365,9 @@ class ConformancePlugin:
     def push_probe(self, guest) -> None:
         if id(guest) in self._pushed:
             return
-        import io
-        import tarfile
+        from .paths import PROBE_UNPACK, probe_archive
 
-        from .paths import probe_dir
-
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for f in sorted(probe_dir().glob("*.py")):
-                tar.add(str(f), arcname=f"vcprobe/{f.name}")
-        guest.run("rm -rf /opt/vc && mkdir -p /opt/vc && tar -x -C /opt/vc",
-                  input=buf.getvalue(), check=True, timeout=60)
+        guest.run(PROBE_UNPACK, input=probe_archive(), check=True, timeout=60)
         self._pushed.add(id(guest))
 
     # ---- running: NA before setup, retries for harness errors only

@@ -4,11 +4,9 @@ Marked ``guest``.  Two layouts: a transitional virtio-net with modern-pio-notify
 notification capabilities, one in an I/O BAR) and a non-default virtio-blk layout.
 """
 
-import io
 import json
 import re
 import shlex
-import tarfile
 
 import pytest
 
@@ -16,7 +14,7 @@ from conformance.machine.accel import choose_accelerator
 from conformance.machine.guest import Guest, GuestConfig
 from conformance.machine.qemu import find_qemu
 from conformance.machine.ssh import new_keypair
-from conformance.paths import probe_dir
+from conformance.paths import PROBE_GUEST_DIR, PROBE_UNPACK, probe_archive
 from conformance.profiles import resolve_profile
 
 pytestmark = pytest.mark.guest
@@ -26,12 +24,7 @@ LSPCI_NAMES = {"CommonCfg": "common", "Notify": "notify", "ISR": "isr",
 
 
 def _push_probe(guest):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for f in sorted(probe_dir().glob("*.py")):
-            tar.add(str(f), arcname=f"vcprobe/{f.name}")
-    guest.run("rm -rf /opt/vc && mkdir -p /opt/vc && tar -x -C /opt/vc",
-              input=buf.getvalue(), check=True, timeout=60)
+    guest.run(PROBE_UNPACK, input=probe_archive(), check=True, timeout=60)
 
 
 def parse_lspci(text):
@@ -73,7 +66,7 @@ def test_capability_walk_matches_lspci(tmp_path):
         for dut in guest.devices:
             address = dut.location.pci_address
             args = json.dumps({"location": dut.location.to_json()})
-            walk = json.loads(guest.run(f"cd /opt/vc && python3 -m vcprobe pci_caps "
+            walk = json.loads(guest.run(f"cd {PROBE_GUEST_DIR} && python3 -m vcprobe pci_caps "
                                         f"{shlex.quote(args)}", check=True).stdout)["caps"]
             listing = guest.run(f"lspci -vvv -s {address}", check=True).stdout
             caps, msix = parse_lspci(listing)

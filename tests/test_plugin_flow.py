@@ -1,12 +1,12 @@
-"""How the plugin runs checks: setup/teardown across NA checks, and retries."""
+"""How the plugin runs checks: setup and teardown across NA checks."""
 
 import json
 import textwrap
 
 import pytest
+from replay import load_recording
 
 from conformance.results import RunResults
-from replay import load_recording
 
 PCI_VENDOR = "transport/pci/pci-device-discovery/1"
 MMIO_MAGIC = "transport/mmio/mmio-device-register-layout/1"
