@@ -24,12 +24,16 @@ class HarnessError(ConformanceError):
     """The harness could not reach or observe the device: verdict ERROR, never FAIL."""
 
     stage = "harness"
+    # Worth another attempt (a guest that died, an SSH connection that dropped), as
+    # opposed to a probe that ran and reported it cannot observe this device.
+    transient = False
 
 
 class MachineError(HarnessError):
     """QEMU failed to start, exited, stopped, or the guest panicked."""
 
     stage = "machine"
+    transient = True
 
     def __init__(self, message: str, *, command: list[str] | None = None,
                  exitcode: int | None = None, output: str = "", artifacts: dict | None = None):
@@ -52,8 +56,9 @@ class GuestCommandError(HarnessError):
     stage = "guest"
 
     def __init__(self, message: str, *, command: str = "", exitcode: int | None = None,
-                 stdout: str = "", stderr: str = ""):
+                 stdout: str = "", stderr: str = "", transient: bool = False):
         super().__init__(message)
+        self.transient = transient
         self.command = command
         self.exitcode = exitcode
         self.stdout = stdout

@@ -464,8 +464,9 @@ class ConformancePlugin:
             if isinstance(exc, pytest.skip.Exception):
                 return self._outcome(item, Verdict.NA, str(exc), judgments, attempt)
             if isinstance(exc, HarnessError):
-                # Worth one more try, unless it is the run-wide preparation that failed.
-                item._vc_harness_error = exc is not self.prepare_error
+                # Worth one more try only if it may pass (guest died, SSH dropped); not
+                # when a probe reported it cannot observe, nor when preparation failed.
+                item._vc_harness_error = exc.transient and exc is not self.prepare_error
                 return self._outcome(item, Verdict.ERROR, f"{type(exc).__name__}: {exc}",
                                      judgments, attempt)
             if isinstance(exc, ClauseViolation):

@@ -52,3 +52,41 @@ def test_checks_after_na_checks_still_run(tmp_path):
                          f"test_c[{device}@pci]": "NA"})
     assert verdicts == expected, [c.message[-200:] for c in results.checks]
     assert code == 0
+
+
+FLAKY = textwrap.dedent('''
+    import pytest
+    from pathlib import Path
+    from conformance.errors import MachineError
+
+    @pytest.mark.clause({clause!r})
+    def test_flaky(dut, judge):
+        marker = Path({marker!r})
+        if not marker.exists():
+            marker.touch()
+            raise MachineError("guest died under the check")
+        ids = dut.probe("identify")["registers"]
+        judge.equal({clause!r}, ids["VendorID"], 0x1AF4, what="vendor")
+
+    @pytest.mark.clause({clause!r})
+    def test_broken(dut, judge):
+        judge.equal({clause!r}, 0x8086, 0x1AF4, what="vendor")
+''')
+
+
+def test_transient_errors_are_retried_once_and_findings_never(tmp_path):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "test_flaky.py").write_text(FLAKY.format(clause=PCI_VENDOR,
+                                                       marker=str(tmp_path / "died")))
+    recording = tmp_path / "rec.json"
+    recording.write_text(json.dumps(load_recording("discovery.json")))
+    out = tmp_path / "out"
+    code = pytest.main(["--vc", "--vc-replay", str(recording), "--vc-profile", "virtio-blk",
+                        "--vc-transport", "pci", "--vc-output", str(out), "-p",
+                        "no:cacheprovider", "-q", "--rootdir", str(tmp_path), str(checks)])
+    checks_run = {c.nodeid.split("::")[1]: c for c in RunResults.read(out / "results.json").checks}
+    flaky, broken = checks_run["test_flaky[virtio-blk@pci]"], checks_run["test_broken[virtio-blk@pci]"]
+    assert (flaky.verdict.value, flaky.attempt) == ("PASS", 2)
+    assert (broken.verdict.value, broken.attempt) == ("FAIL", 1)
+    assert code == 1

@@ -111,7 +111,7 @@ class GuestShell:
             code = channel.recv_exit_status()
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as e:
             raise GuestCommandError(f"SSH command failed ({e!r}): {command}",
-                                    command=command) from e
+                                    command=command, transient=True) from e
         result = CommandResult(command, code, out.decode("utf-8", "replace"),
                                err.decode("utf-8", "replace"), time.monotonic() - start)
         if check and code != 0:
