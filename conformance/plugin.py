@@ -56,6 +56,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "clause(*ids): catalog clauses this check judges")
+    config.addinivalue_line("markers", "destructive: the check may leave the device unusable "
+                                       "(e.g. feeds it malformed input); runs last for it")
     if not config.getoption("--vc", default=False):
         return
     try:
@@ -277,8 +279,11 @@ class ConformancePlugin:
         # Group by transport so each guest is booted once and closed when done.
         order = {t: i for i, t in enumerate(("mmio", "mmio-legacy", "pci", "pci-transitional"))}
         def place(it):
+            # Grouped by transport (one guest each) and device; a check that may leave
+            # its device unusable goes last for that device, so it cannot spoil the rest.
             t = self._target(it)
-            return (order.get(t.transport, 9), t.profile.name) if t else (-1, "")
+            destructive = it.get_closest_marker("destructive") is not None
+            return (order.get(t.transport, 9), t.profile.name, destructive) if t else (-1, "", 0)
 
         selected.sort(key=place)
         items[:] = selected

@@ -33,8 +33,8 @@ def test_checks_after_na_checks_still_run(tmp_path):
     # check, or module 1 stays on pytest's setup stack and every later check crashes.
     checks = tmp_path / "checks"
     checks.mkdir()
-    (checks / "test_0.py").write_text(CHECK.format(name="a", clause=PCI_VENDOR))
-    (checks / "test_1.py").write_text(CHECK.format(name="b", clause=PCI_VENDOR)
+    (checks / "test_stack_0.py").write_text(CHECK.format(name="a", clause=PCI_VENDOR))
+    (checks / "test_stack_1.py").write_text(CHECK.format(name="b", clause=PCI_VENDOR)
                                       + CHECK.format(name="c", clause=MMIO_MAGIC)
                                       .replace("def module_state", "def unused_state"))
     recording = tmp_path / "rec.json"
@@ -90,3 +90,22 @@ def test_transient_errors_are_retried_once_and_findings_never(tmp_path):
     assert (flaky.verdict.value, flaky.attempt) == ("PASS", 2)
     assert (broken.verdict.value, broken.attempt) == ("FAIL", 1)
     assert code == 1
+
+
+def test_destructive_checks_run_last_for_their_device(tmp_path):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "test_destructive_0.py").write_text(
+        CHECK.format(name="breaks_it", clause=PCI_VENDOR).replace(
+            "@pytest.mark.clause", "@pytest.mark.destructive\n@pytest.mark.clause"))
+    (checks / "test_destructive_1.py").write_text(CHECK.format(name="needs_it",
+                                                               clause=PCI_VENDOR))
+    recording = tmp_path / "rec.json"
+    recording.write_text(json.dumps(load_recording("discovery.json")))
+    out = tmp_path / "out"
+    pytest.main(["--vc", "--vc-replay", str(recording), "--vc-profile", "virtio-blk",
+                 "--vc-profile", "virtio-net", "--vc-transport", "pci", "--vc-output", str(out),
+                 "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), str(checks)])
+    order = [c.nodeid.split("::")[1] for c in RunResults.read(out / "results.json").checks]
+    assert order == ["test_needs_it[virtio-blk@pci]", "test_breaks_it[virtio-blk@pci]",
+                     "test_needs_it[virtio-net@pci]", "test_breaks_it[virtio-net@pci]"]
