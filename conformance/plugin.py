@@ -441,6 +441,10 @@ class ConformancePlugin:
         report = (yield).get_result()
         if call.excinfo is not None:
             item._vc_excinfo[call.when] = (call.excinfo, report)
+            if isinstance(call.excinfo.value, NotApplicable):
+                # pytest's own tally should say skipped, not failed, for an NA check.
+                report.outcome = "skipped"
+                report.longrepr = (str(item.fspath), 0, f"NA: {call.excinfo.value.reason}")
         if call.when == "call" and getattr(item, "_vc_judge", None) is not None:
             warn = item._vc_judge.broken(Verdict.WARN)
             if warn:

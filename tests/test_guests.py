@@ -141,7 +141,8 @@ def test_default_style_run_writes_every_report(tmp_path):
     out = tmp_path / "out"
     code = subprocess.run([CLI, "run", "--profile",
                            "virtio-blk", "--profile", "vhost-user-blk", "--profile",
-                           "vhost-vsock", "--transport", "pci", "--output", str(out)],
+                           "vhost-vsock", "--transport", "pci", "--check", "test_pci_identity",
+                           "--check", "test_pci_capabilities", "--output", str(out)],
                           timeout=600).returncode
     assert code in (0, 1)
     for name in ("results.json", "junit.xml", "report.html", "report.md",
@@ -170,7 +171,8 @@ def test_a_device_that_breaks_its_guest_costs_only_its_own_results(tmp_path):
     out = tmp_path / "out"
     code = subprocess.run([CLI, "run", "--profile",
                            "virtio-rng", "--profile", str(broken), "--transport", "pci",
-                           "--output", str(out)], timeout=600).returncode
+                           "--check", "test_pci_identity", "--output", str(out)],
+                          timeout=600).returncode
     assert code == 3  # no finding, but a harness error left checks without a verdict
     results = json.loads((out / "results.json").read_text())
     verdicts = {(r["device"], r["clause"]): r["verdict"] for r in results["results"]}

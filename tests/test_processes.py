@@ -2,8 +2,9 @@
 
 import os
 import time
+import uuid
 
-from conformance.machine.processes import RUN_ENV, RUN_ID, ChildProcess, reap_survivors, survivors
+from conformance.machine.processes import RUN_ENV, ChildProcess, reap_survivors, survivors
 
 
 def test_kill_takes_the_whole_group(tmp_path):
@@ -21,10 +22,12 @@ def test_kill_takes_the_whole_group(tmp_path):
 
 
 def test_children_carry_the_run_tag_and_are_reaped(tmp_path):
-    env = dict(os.environ, **{RUN_ENV: RUN_ID})
+    # A tag of this test's own: other tests (and xdist workers) reap their run's tag.
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, **{RUN_ENV: tag})
     child = ChildProcess(["sleep", "300"], name="s", log_path=tmp_path / "log", env=env)
-    assert any(pid == child.pid for pid, _ in survivors())
-    killed = reap_survivors(wait=0)
+    assert any(pid == child.pid for pid, _ in survivors(tag))
+    killed = reap_survivors(tag, wait=0)
     assert any(pid == child.pid for pid, _ in killed)
     child.wait(5)
     assert not child.alive

@@ -24,9 +24,10 @@ import uuid
 from pathlib import Path
 
 RUN_ENV = "VIRTIO_CONFORMANCE_RUN"
+# A caller may choose the tag (to find this run's children itself); otherwise a fresh
+# one.  It is given to each child explicitly and never exported to this process's own
+# environment, so a nested run gets a tag of its own and cannot reap its parent's QEMUs.
 RUN_ID = os.environ.get(RUN_ENV) or uuid.uuid4().hex[:12]
-# Children of children (and a nested pytest from our own tests) inherit the tag.
-os.environ[RUN_ENV] = RUN_ID
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -46,7 +47,7 @@ class ChildProcess:
         self.name = name
         self.log_path = log_path
         child_env = dict(os.environ if env is None else env)
-        child_env[RUN_ENV] = RUN_ID
+        child_env.setdefault(RUN_ENV, RUN_ID)  # an explicit env may carry its own run tag
         self._log = open(log_path, "ab")
         try:
             self.popen = subprocess.Popen(

@@ -7,12 +7,10 @@ Every command starts by resetting the device it owns and leaves it reset, except
 change over QMP) that the matching ``observe`` phase then looks at.
 """
 
-import mmap
-import os
 import time
 
 from . import pcicaps, regs
-from .dma import DmaMemory, dma_region
+from .dma import DmaMemory
 from .pci_transport import PciTransport, open_transport
 
 S = regs.STATUS
@@ -25,7 +23,6 @@ EVENT_DEADLINE = 3.0  # seconds an event (used buffer, config change) gets to sh
 MAX_QUEUES_READ = 1024
 PROBE_BANKS = list(range(8)) + [0x80, 0xFFFF, 0xFFFFFFFF]  # device_feature_select values
 MSIX_SINK_DATA = 0xC0DE0000  # data of probe MSI-X messages (| vector)
-PROBE_MEMORY = 1 << 20
 
 
 def _mark(t, step, note=0):
@@ -71,28 +68,6 @@ def _negotiate(t, wanted):
     t.set_status(S["ACKNOWLEDGE"] | S["DRIVER"] | S["FEATURES_OK"])
     kept = bool(t.get_status() & S["FEATURES_OK"])
     return accepted, kept
-
-
-# ------------------------------------------------------------------ probe memory
-class ProbeMemory(DmaMemory):
-    """The first ``PROBE_MEMORY`` bytes of the DMA region only.
-
-    On q35 the firmware reserves the top of RAM (ACPI tables, 0x1ffdd000 up with 512 MiB)
-    inside the harness's vc.dma region; mapping the whole region uncached then fails
-    (PAT conflict with the kernel's write-back mapping of those tables) and writing
-    there would corrupt them.  The PCI checks need a few pages, from the bottom.
-    """
-
-    def __init__(self):
-        self.base, size = dma_region()
-        self.size = min(size, PROBE_MEMORY)
-        fd = os.open("/dev/mem", os.O_RDWR | os.O_SYNC)
-        try:
-            self._map = mmap.mmap(fd, self.size, mmap.MAP_SHARED,
-                                  mmap.PROT_READ | mmap.PROT_WRITE, offset=self.base)
-        finally:
-            os.close(fd)
-        self._next = 0
 
 
 # ------------------------------------------------------------------ a one-shot request
@@ -253,7 +228,7 @@ def _reset_observation(t, num):
     """Enable queue 0 and map vectors, then reset through device_status and look."""
     obs = {}
     accepted, kept = _negotiate(t, VERSION_1)
-    dma = ProbeMemory()
+    dma = DmaMemory()
     try:
         if num:
             OneShotRing(t, dma, 0)
@@ -302,7 +277,7 @@ def _queue_reset(t, offered):
     if not kept:
         return obs
     obs["after_device_reset"] = t.cc_read("queue_reset")
-    dma = ProbeMemory()
+    dma = DmaMemory()
     try:
         OneShotRing(t, dma, 0)
         t.enable_queue(0)
@@ -360,7 +335,7 @@ def pci_isr_queue(location, virtio_id):
     ISR returns it once and clears it."""
     t = PciTransport(location["address"])
     out = {}
-    dma = ProbeMemory()
+    dma = DmaMemory()
     try:
         t.reset()
         _msix_release(t)
@@ -409,7 +384,7 @@ def pci_config_event(location, virtio_id, phase, vector=None):
             _msix_release(t)
             out["live"], _ = _live(t, virtio_id)
             if vector is not None:
-                dma = ProbeMemory()
+                dma = DmaMemory()
                 try:
                     _msix_prepare(t, dma, vector)
                 finally:
@@ -449,7 +424,7 @@ def pci_queue_vector(location, virtio_id):
     pending bit; the same queue mapped to vector 1 (the control) does."""
     t = PciTransport(location["address"])
     out = {}
-    dma = ProbeMemory()
+    dma = DmaMemory()
     try:
         t.reset()
         _msix_release(t)
