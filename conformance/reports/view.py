@@ -254,9 +254,9 @@ def _environment(env: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]
     fallback = ""
     if env.get("kvm_fell_back_to_tcg") is not False:
         for key in FALLBACK_KEYS:
-            value = env.get(key)
-            if value and (key != "accelerator_reason" or env.get("kvm_fell_back_to_tcg")):
-                fallback = value if isinstance(value, str) else "KVM was not usable; TCG was used"
+            said = env.get(key)
+            if said and (key != "accelerator_reason" or env.get("kvm_fell_back_to_tcg")):
+                fallback = said if isinstance(said, str) else "KVM was not usable; TCG was used"
                 break
     skip = ({k for k, _ in ENVIRONMENT_LABELS} | set(FALLBACK_KEYS)
             | {"waivers", "guests", "kvm_fell_back_to_tcg"})
