@@ -4,7 +4,7 @@ Each command takes keyword arguments (always ``location``: see the host's
 ``Location.to_json``) and returns a JSON-able dict of raw observations.
 """
 
-from . import cmd_mmio, cmd_pci, cmd_vq, regs
+from . import cmd_mmio, cmd_mmio_queues, cmd_pci, cmd_vq, regs
 from .mmio import MmioWindow
 from .pci import PciFunction
 
@@ -38,4 +38,5 @@ COMMANDS = {
     **cmd_mmio.COMMANDS,  # virtio-mmio transport checks
     **cmd_pci.COMMANDS,  # virtio-pci transport checks
     **cmd_vq.COMMANDS,  # virtqueues, notifications, device status (both transports)
+    **cmd_mmio_queues.COMMANDS,  # virtio-mmio queue placement and config widths
 }
