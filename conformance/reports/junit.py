@@ -61,7 +61,9 @@ def classname(nodeid: str) -> str:
 
 def testcase_name(outcome: CheckOutcome) -> str:
     test = outcome.nodeid.rsplit("::", 1)[-1]
-    return f"{test} [{outcome.device}@{outcome.transport}]"
+    target = f"[{outcome.device}@{outcome.transport}]"
+    # The plugin's node ids already carry the target as pytest's parameter id.
+    return test if test.endswith(target) else f"{test} {target}"
 
 
 def describe(j: Judgment | dict) -> str:
