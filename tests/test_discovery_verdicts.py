@@ -94,3 +94,21 @@ def test_failures_carry_a_reproducer(tmp_path, recording):
     failed = next(c for c in results.checks if c.verdict.value == "FAIL")
     assert failed.reproducer == ("virtio-conformance run --profile virtio-blk --transport pci "
                                  "--check test_discovery.py::test_pci_identity")
+
+
+def test_a_waived_failure_stays_fail_but_passes_the_gate(tmp_path, recording):
+    mutated = with_probe_output(recording, "virtio-blk@pci", KEY, _set("VendorID", 0x8086))
+    waivers = tmp_path / "waivers.toml"
+    waivers.write_text(f'[[waiver]]\nclause = "{PCI}/1"\ndevice = "virtio-blk"\n'
+                       'reason = "vendor ID under review"\nexpires = 2999-12-31\n')
+    code, results = replay(tmp_path, mutated, "virtio-blk@pci", CHECKS,
+                           extra=["--waivers", str(waivers)])
+    record = next(r for r in results.results if r.clause == f"{PCI}/1")
+    assert record.verdict.value == "FAIL" and record.waiver["reason"] == "vendor ID under review"
+    assert code == 0
+    # The same waiver past its expiry no longer applies.
+    waivers.write_text(waivers.read_text().replace("2999-12-31", "2020-01-01"))
+    (tmp_path / "again").mkdir()
+    code, results = replay(tmp_path / "again", mutated, "virtio-blk@pci", CHECKS,
+                           extra=["--waivers", str(waivers)])
+    assert code == 1
